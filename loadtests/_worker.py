@@ -88,6 +88,7 @@ class Op:
         "gone",
         "headers",
         "id",
+        "last_task",
         "offer_task",
         "scope",
         "stream",
@@ -99,7 +100,11 @@ class Op:
         self.headers = headers
         self.scope = trio.CancelScope()
         self.stream: SseStream | None = None
+        #: The offer this stream holds now (None after offer-ended, or on a new stream until
+        #: the server sends the offer again); ``last_task`` remembers the last one seen, so that
+        #: a re-sent offer is not timed twice.
         self.offer_task: str | None = None
+        self.last_task: str | None = None
         self.vanished_task: str | None = None
         self.connected_once = False
         self.gone = False
@@ -156,6 +161,9 @@ class OperatorWorker:
                         await trio.sleep(0.2 * attempts + self.rng.random() * 0.3)
                         continue
                     op.stream = stream
+                    # An offer that ended while no stream was open is never told: the server
+                    # re-sends the offer on this stream if it is still open.
+                    op.offer_task = None
                     self.live += 1
                     try:
                         await self.read_stream(op, stream, release)
@@ -197,7 +205,8 @@ class OperatorWorker:
                 self.errors["bad-task-json"] += 1
                 continue
             task_id = str(data.get("taskId"))
-            first = task_id != op.offer_task
+            first = task_id != op.last_task
+            op.last_task = task_id
             self.offers.append((task_id, op.id, read_at, task_latency(data, read_at), first))
             self.counts["offers"] += 1
             if kind == "baseline":

@@ -7,8 +7,9 @@ statistics), and may it read the queue (``queue-operators``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import jwt
 from quart import Request
@@ -24,8 +25,26 @@ TOKEN_PARAM = "access_token"
 MAX_POOLS = 64
 
 
+class RequestParts(Protocol):
+    """What the server's own identities read of a request: a Quart ``Request`` has these, and
+    so does the lean path's ``ScopeRequest`` (``_fast``), built from the ASGI scope alone."""
+
+    @property
+    def headers(self) -> Any: ...
+
+    @property
+    def args(self) -> Any: ...
+
+    @property
+    def cookies(self) -> Any: ...
+
+
 class Auth(Protocol):
-    """What the routes ask. Each method blocks only as long as the host's code does."""
+    """What the routes ask. Each method blocks only as long as the host's code does.
+
+    An ``Auth`` whose class sets ``lean = True`` reads nothing but ``headers``, ``args`` and
+    ``cookies`` (``RequestParts``); its hot routes (wait-sse, assign, reject, POST tasks) then
+    run on the lean ASGI path without Quart's request objects."""
 
     async def operator(self, request: Request) -> Operator:
         """The calling operator, or ``Unauthenticated``."""
@@ -88,30 +107,54 @@ class HostAuth:
             await self._supervisor(request)
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: RequestParts) -> str | None:
     """The token from ``Authorization: Bearer``, the ``access_token`` query parameter, or the
     ``access_token`` cookie (EventSource cannot set headers)."""
-    header = request.headers.get("Authorization")
+    header: str | None = request.headers.get("Authorization")
     if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("the authorization header is not a bearer token")
-        return token.strip()
-    return request.args.get(TOKEN_PARAM) or request.cookies.get(TOKEN_PARAM) or None
+        return value.strip()
+    token: str | None = request.args.get(TOKEN_PARAM) or request.cookies.get(TOKEN_PARAM)
+    return token or None
 
 
 class JwtAuth:
     """HS256 JWTs: ``sub`` the operator id, ``grade`` (int, 0), ``pools`` (list, ["default"]),
     ``role: "producer"`` for producers. Any valid token may read the queue."""
 
-    def __init__(self, secret: str, *, leeway: float = 5.0) -> None:
+    lean: ClassVar[bool] = True
+
+    def __init__(self, secret: str, *, leeway: float = 5.0, cache_size: int = 50_000) -> None:
         self._secret = secret
         self._leeway = leeway
+        # Operators send the same token on every reconnect, assign and reject: a token whose
+        # signature was verified once maps to its claims here (the same string always verifies
+        # the same way), and only its expiry is checked again on each use.
+        self._cache: dict[str, tuple[Mapping[str, Any], float | None]] = {}
+        self._cache_size = cache_size
 
-    def claims(self, request: Request) -> Mapping[str, Any]:
+    def claims(self, request: RequestParts) -> Mapping[str, Any]:
         token = bearer_token(request)
         if token is None:
             raise Unauthenticated("no bearer token, access_token parameter or cookie")
+        hit = self._cache.get(token)
+        if hit is not None:
+            claims, expires_at = hit
+            if expires_at is None or time.time() <= expires_at + self._leeway:
+                return claims
+            del self._cache[token]
+            raise Unauthenticated("the token has expired")
+        claims = self._decode(token)
+        exp = claims.get("exp")
+        if self._cache_size > 0:
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]  # the oldest entry
+            self._cache[token] = (claims, float(exp) if isinstance(exp, int | float) else None)
+        return claims
+
+    def _decode(self, token: str) -> Mapping[str, Any]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], leeway=self._leeway,
                                 options={"require": ["sub"]})
@@ -123,19 +166,19 @@ class JwtAuth:
             raise Unauthenticated("the token is invalid")
         return claims
 
-    async def operator(self, request: Request) -> Operator:
+    async def operator(self, request: RequestParts) -> Operator:
         claims = self.claims(request)
         try:
             return make_operator(claims.get("sub"), claims.get("grade", 0), claims.get("pools"))
         except BadRequest as exc:
             raise Unauthenticated(f"the token's claims are invalid: {exc}") from None
 
-    async def producer(self, request: Request) -> None:
+    async def producer(self, request: RequestParts) -> None:
         claims = self.claims(request)
         if claims.get("role") != "producer":
             raise Forbidden(f"{claims.get('sub')} is not a producer")
 
-    async def supervisor(self, request: Request) -> None:
+    async def supervisor(self, request: RequestParts) -> None:
         self.claims(request)
 
 
@@ -143,7 +186,9 @@ class DemoAuth:
     """No secret: the operator is named by the query parameters ``operator``, ``grade``,
     ``pools`` (comma separated), and everyone may produce and supervise. Never for production."""
 
-    async def operator(self, request: Request) -> Operator:
+    lean: ClassVar[bool] = True
+
+    async def operator(self, request: RequestParts) -> Operator:
         op_id = request.args.get("operator")
         if not op_id:
             raise Unauthenticated("demo mode: name the operator with ?operator=<id>")
@@ -156,10 +201,10 @@ class DemoAuth:
         pools = [p.strip() for p in raw_pools.split(",") if p.strip()] if raw_pools else None
         return make_operator(op_id, grade, pools)
 
-    async def producer(self, request: Request) -> None:
+    async def producer(self, request: RequestParts) -> None:
         return None
 
-    async def supervisor(self, request: Request) -> None:
+    async def supervisor(self, request: RequestParts) -> None:
         return None
 
 
@@ -167,8 +212,6 @@ def make_token(secret: str, sub: str, *, grade: int | None = None,
                pools: list[str] | None = None, role: str | None = None,
                ttl: float | None = 3600.0) -> str:
     """An HS256 token for tests, scripts and the load tests."""
-    import time
-
     claims: dict[str, Any] = {"sub": sub}
     if grade is not None:
         claims["grade"] = grade

@@ -50,6 +50,10 @@ class WebConfig:
     shutdown_retry_ms: tuple[int, int] = (1000, 10_000)
     #: Serve the operator console and the supervisor page (the server turns it on in demo mode).
     console: bool = False
+    #: Serve wait-sse, assign, reject and POST tasks straight from ASGI (no Quart request
+    #: objects) when the identity is the server's own (JWT or demo). Same contract, less
+    #: memory and CPU per connection; host-provided identities always go through Quart.
+    lean_path: bool = True
     # ---- standalone server only
     host: str = "127.0.0.1"
     port: int = 8000

@@ -20,6 +20,8 @@ from queuetasks.engine import (
     TaskNotFound,
 )
 
+JSON_TYPE = "application/json; charset=utf-8"
+
 #: The seed's errorCode when the host refuses an assignment.
 ERROR_CODE_HOST_REFUSED = 910
 
@@ -89,23 +91,36 @@ def status_for(error: BaseException) -> tuple[int, int]:
     return 500, 0
 
 
-def envelope(result: Any = None, *, status: int = 200, error: str | None = None,
-             error_code: int = 0, headers: dict[str, str] | None = None) -> Response:
-    """A JSON reply in the seed's envelope ``{success, error, errorCode, result}``."""
-    body = json.dumps(
+def envelope_json(result: Any = None, *, error: str | None = None, error_code: int = 0) -> str:
+    """The seed's envelope ``{success, error, errorCode, result}`` as JSON text."""
+    return json.dumps(
         {"success": error is None, "error": error, "errorCode": error_code, "result": result},
         separators=(",", ":"), ensure_ascii=False, allow_nan=False,
     )
-    response = Response(body, status=status, content_type="application/json; charset=utf-8")
+
+
+def envelope(result: Any = None, *, status: int = 200, error: str | None = None,
+             error_code: int = 0, headers: dict[str, str] | None = None) -> Response:
+    """A JSON reply in the seed's envelope ``{success, error, errorCode, result}``."""
+    body = envelope_json(result, error=error, error_code=error_code)
+    response = Response(body, status=status, content_type=JSON_TYPE)
     if headers:
         response.headers.update(headers)
     return response
 
 
-def error_response(error: QueueTasksError) -> Response:
+def error_parts(error: QueueTasksError) -> tuple[int, str, dict[str, str]]:
+    """(status, envelope JSON, extra headers) for an error of the family."""
     status, code = status_for(error)
-    headers = {"WWW-Authenticate": 'Bearer realm="queuetasks"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="queuetasks"'} if status == 401 else {}
     if status == 503:
         headers = {"Retry-After": "1"}
-    return envelope(None, status=status, error=str(error) or type(error).__name__,
-                    error_code=code, headers=headers)
+    body = envelope_json(None, error=str(error) or type(error).__name__, error_code=code)
+    return status, body, headers
+
+
+def error_response(error: QueueTasksError) -> Response:
+    status, body, headers = error_parts(error)
+    response = Response(body, status=status, content_type=JSON_TYPE)
+    response.headers.update(headers)
+    return response

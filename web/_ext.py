@@ -17,6 +17,7 @@ from . import _openapi
 from ._auth import Auth, DemoAuth, HostAuth, JwtAuth, OperatorProvider, RequestCheck
 from ._config import WebConfig
 from ._errors import MethodNotAllowed, RouteNotFound, envelope, error_response
+from ._lean import LeanRoutes
 from ._metrics import CONTENT_TYPE, Metrics
 from ._routes import SCOPE_STREAM_KEY, make_blueprint
 from ._sse import Drain
@@ -118,11 +119,16 @@ class QueueTasks:
         if self._openapi:
             _openapi.install(app)
         inner = app.asgi_app
+        lean = (LeanRoutes(self) if self.config.lean_path and getattr(self.auth, "lean", False)
+                else None)
 
         async def asgi_app(scope: Scope, receive: ASGIReceiveCallable,
                            send: ASGISendCallable) -> None:
             if scope["type"] != "http":
                 await inner(scope, receive, send)
+                return
+            if lean is not None and (handler := lean.match(scope)) is not None:
+                await handler(scope, receive, send)
                 return
 
             async def send_final_shielded(message: ASGISendEvent) -> None:

@@ -12,16 +12,14 @@ from quart import Blueprint, Response, request
 from queuetasks.engine import (
     OperatorNotAllowed,
     QueueTasksError,
-    TaskExists,
     TaskInfo,
-    TaskNotFound,
     TaskState,
 )
 
-from . import _sse
-from ._errors import BadRequest, envelope, error_response
+from . import _handlers, _sse
+from ._errors import envelope, error_response
 from ._openapi import doc
-from ._validate import check_id, get_field, read_json_object
+from ._validate import check_id, read_json_object
 
 if TYPE_CHECKING:
     from ._ext import QueueTasks
@@ -32,9 +30,6 @@ log = logging.getLogger("queuetasks.web")
 SCOPE_STREAM_KEY = "queuetasks.stream"
 
 Handler = Callable[..., Awaitable[Response]]
-
-_TASK_FIELDS = frozenset({"taskId", "priority", "pool", "minGrade", "operatorId", "ttl",
-                          "payload"})
 
 
 def api(handler: Handler) -> Handler:
@@ -121,9 +116,7 @@ def make_blueprint(ext: QueueTasks) -> Blueprint:
 
         403 (errorCode 0) when it is not, or no longer, offered to him; 403 with errorCode 910
         when the host refuses (the task is pending again)."""
-        check_id(task_id)
-        operator = await auth.operator(request)
-        await ext.engine.assign(operator.id, task_id)
+        await _handlers.assign(ext, request, task_id)
         return envelope(None)
 
     @bp.route("/<task_id>/reject", methods=["POST"])
@@ -131,9 +124,7 @@ def make_blueprint(ext: QueueTasks) -> Blueprint:
     @api
     async def reject(task_id: str) -> Response:
         """Decline the task offered to the caller: it goes to the next operator."""
-        check_id(task_id)
-        operator = await auth.operator(request)
-        ext.engine.reject(operator.id, task_id)
+        await _handlers.reject(ext, request, task_id)
         return envelope(None)
 
     @bp.route("/exit", methods=["DELETE"])
@@ -168,37 +159,7 @@ def make_blueprint(ext: QueueTasks) -> Blueprint:
         """Add a task (offered at once or pending), or push it already assigned (operatorId)."""
         await auth.producer(request)
         body = await read_json_object(request, config.max_body)
-        unknown = set(body) - _TASK_FIELDS
-        if unknown:
-            raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))[:200]}")
-        task_id = get_field(body, "taskId", str, None)
-        if task_id is None:
-            raise BadRequest("taskId is required")
-        check_id(task_id)
-        priority = get_field(body, "priority", int, 0)
-        pool = check_id(get_field(body, "pool", str, "default"), "pool")
-        min_grade = get_field(body, "minGrade", int, 0)
-        operator_id = get_field(body, "operatorId", str, None, nullable=True)
-        ttl = get_field(body, "ttl", (int, float), None, nullable=True)
-        payload = body.get("payload")
-        if ttl is not None and not ttl > 0:
-            raise BadRequest("ttl must be a positive number of seconds")
-        if operator_id is not None:
-            check_id(operator_id, "operatorId")
-            # POST creates: an existing id is a duplicate here, even though the engine's
-            # push_task may take over a pending task (hosts can do that in Python).
-            try:
-                ext.engine.task(task_id)
-            except TaskNotFound:
-                pass
-            else:
-                raise TaskExists(f"task {task_id} already exists")
-            ext.engine.push_task(task_id, operator_id, payload=payload)
-        else:
-            ext.engine.add_task(task_id, priority=priority, pool=pool, min_grade=min_grade,
-                                ttl=None if ttl is None else float(ttl), payload=payload)
-        state = ext.engine.task(task_id).state.value
-        return envelope({"taskId": task_id, "state": state}, status=201)
+        return envelope(_handlers.create_task(ext, body), status=201)
 
     @bp.route("/tasks/<task_id>", methods=["GET"])
     @doc("producer", "Task", errors=(400, 401, 403, 404))

@@ -194,9 +194,12 @@ def make_app(config: WebConfig | None = None, hooks: Hooks | None = None,
     return app, ext
 
 
-@pytest.fixture
-def web_config() -> WebConfig:
-    return WebConfig(jwt_secret=SECRET, offer_timeout=40.0, keepalive_interval=25.0)
+@pytest.fixture(params=[True, False], ids=["lean", "quart"])
+def web_config(request: pytest.FixtureRequest) -> WebConfig:
+    """Every test that uses ``h`` runs twice: the hot routes on the lean ASGI path, and all
+    routes through Quart (``lean_path=False``); the contract is the same."""
+    return WebConfig(jwt_secret=SECRET, offer_timeout=40.0, keepalive_interval=25.0,
+                     lean_path=request.param)
 
 
 @pytest.fixture

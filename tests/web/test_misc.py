@@ -3,6 +3,8 @@ configuration and the CLI."""
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 from quart import Request
@@ -38,6 +40,28 @@ async def test_bad_tokens_give_401(h, header):
     resp = await h.client.post(BASE + "/take-free", headers={"Authorization": header})
     assert resp.status_code == 401
     assert (await resp.get_json())["success"] is False
+
+
+async def test_verified_tokens_are_cached_but_still_expire(h, monkeypatch):
+    """A token verified once is not verified again, but its expiry still applies."""
+    token = h.token("op1", ttl=60)
+    auth = {"Authorization": f"Bearer {token}"}
+    decoded = []
+    real = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **kw: decoded.append(a[0]) or real(*a, **kw))
+    for _ in range(3):
+        assert (await h.client.post(BASE + "/take-free", headers=auth)).status_code == 200
+    assert decoded == [token]
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    resp = await h.client.post(BASE + "/take-free", headers=auth)
+    assert resp.status_code == 401
+    assert "expired" in (await resp.get_json())["error"]
+    # A bad signature is never cached: each use is checked and refused.
+    tail = "AAAA" if token[-4:] != "AAAA" else "BBBB"
+    forged = {"Authorization": f"Bearer {token[:-4]}{tail}"}
+    for _ in range(2):
+        assert (await h.client.post(BASE + "/take-free", headers=forged)).status_code == 401
 
 
 async def test_demo_mode_identity_from_query(make_harness):

@@ -130,7 +130,7 @@ class Conn:
 class BodyReader:
     """Yields body bytes as they arrive (chunked, content-length or until EOF)."""
 
-    __slots__ = ("chunk_left", "chunked", "conn", "done", "length_left", "need_crlf")
+    __slots__ = ("chunk_left", "chunked", "clean", "conn", "done", "length_left", "need_crlf")
 
     def __init__(self, conn: Conn, headers: dict[bytes, bytes]) -> None:
         self.conn = conn
@@ -140,6 +140,9 @@ class BodyReader:
         self.chunk_left = 0
         self.need_crlf = False
         self.done = False
+        #: The body ended by its own framing (not EOF or an error): the connection can carry
+        #: the next request.
+        self.clean = False
 
     async def next_bytes(self) -> bytes | None:
         """Next piece of body (blocks until bytes arrive); None at the end of the body or on EOF."""
@@ -149,7 +152,7 @@ class BodyReader:
         try:
             if not self.chunked:
                 if self.length_left is not None and self.length_left <= 0:
-                    self.done = True
+                    self.done = self.clean = True
                     return None
                 if not conn.buf:
                     await conn._more()
@@ -184,7 +187,7 @@ class BodyReader:
                     while (idx := conn.buf.find(b"\r\n")) < 0:
                         await conn._more()
                     conn.buf = conn.buf[idx + 2 :]
-                    self.done = True
+                    self.done = self.clean = True
                     return None
                 self.chunk_left = size
         except HttpError:
@@ -195,12 +198,23 @@ class BodyReader:
 class SseStream:
     """An open event stream: ``await next_event()`` until it returns None (stream over)."""
 
-    __slots__ = ("body", "conn", "parser")
+    __slots__ = ("body", "conn", "keep_alive", "parser")
 
     def __init__(self, conn: Conn, headers: dict[bytes, bytes]) -> None:
-        self.conn = conn
+        self.conn: Conn | None = conn
         self.body = BodyReader(conn, headers)
         self.parser = SseParser()
+        self.keep_alive = headers.get(b"connection", b"").lower() != b"close"
+
+    def detach(self) -> Conn | None:
+        """After the stream ended cleanly on a keep-alive connection, hand the connection over
+        for the next request (as a browser's connection pool does for the next EventSource);
+        else None. The stream no longer owns it."""
+        conn = self.conn
+        if conn is None or not (self.body.clean and self.keep_alive) or conn.buf:
+            return None
+        self.conn = None
+        return conn
 
     async def next_event(self) -> SseEvent | None:
         parser = self.parser
@@ -212,7 +226,8 @@ class SseStream:
         return parser.events.popleft()
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
 
 async def open_sse(
@@ -222,16 +237,39 @@ async def open_sse(
     headers: dict[str, str],
     source: str | None = None,
     last_event_id: str | None = None,
+    reuse: Conn | None = None,
 ) -> tuple[int, SseStream | None, bytes]:
-    """GET an event stream. Returns (status, stream or None, body when not 200)."""
-    sock = await open_socket(host, port, source)
-    conn = Conn(sock)
+    """GET an event stream, on ``reuse`` (an idle keep-alive connection) if given, else on a
+    new one; a reused connection the server already closed is replaced once, as browsers do
+    for idempotent requests. Returns (status, stream or None, body when not 200)."""
+    hdrs = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **headers}
+    if last_event_id is not None:
+        hdrs["Last-Event-ID"] = last_event_id
+    request = build_request("GET", target, f"{host}:{port}", hdrs)
+    if reuse is not None:
+        try:
+            await send_all(reuse.sock, request)
+            status, head = await reuse.read_head()
+        except (OSError, HttpError):
+            reuse.close()
+        except BaseException:
+            reuse.close()
+            raise
+        else:
+            return await _sse_reply(reuse, status, head)
+    conn = Conn(await open_socket(host, port, source))
     try:
-        hdrs = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **headers}
-        if last_event_id is not None:
-            hdrs["Last-Event-ID"] = last_event_id
-        await send_all(sock, build_request("GET", target, f"{host}:{port}", hdrs))
+        await send_all(conn.sock, request)
         status, head = await conn.read_head()
+    except BaseException:
+        conn.close()
+        raise
+    return await _sse_reply(conn, status, head)
+
+
+async def _sse_reply(conn: Conn, status: int,
+                     head: dict[bytes, bytes]) -> tuple[int, SseStream | None, bytes]:
+    try:
         if status != 200:
             body = await conn.read_body(head, status)
             conn.close()

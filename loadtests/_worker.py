@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from loadtests._http import HttpError, Pool, SseStream, open_sse
+from loadtests._http import Conn, HttpError, Pool, SseStream, open_sse
 from loadtests.tokens import BASE_PATH, operator_token, producer_token
 
 now = time.monotonic
@@ -62,6 +62,9 @@ class Config:
     seed: int = 0
     behaviour: Behaviour = field(default_factory=Behaviour)
     max_connect_attempts: int = 5
+    #: Open the next wait-sse on the connection of the last one when it ended cleanly, as a
+    #: browser's connection pool does (HTTP/1.1 keep-alive).
+    reuse_connections: bool = True
 
     @classmethod
     def from_json(cls, raw: str) -> Config:
@@ -141,13 +144,19 @@ class OperatorWorker:
                 slot()
 
         target = f"{BASE_PATH}/wait-sse"
+        spare: Conn | None = None  # the last stream's connection, when it ended cleanly
         with op.scope:
             try:
                 while not (self.stopping or op.gone):
                     try:
+                        reuse, spare = spare, None
                         status, stream, _body = await open_sse(
-                            self.cfg.host, self.cfg.port, target, op.headers, self.cfg.source
+                            self.cfg.host, self.cfg.port, target, op.headers, self.cfg.source,
+                            reuse=reuse,
                         )
+                        if reuse is not None:
+                            kept = stream is not None and stream.conn is reuse
+                            self.counts["reused" if kept else "reuse-failed"] += 1
                     except (OSError, HttpError) as exc:
                         self.errors[f"connect:{type(exc).__name__}"] += 1
                         stream, status = None, 0
@@ -167,6 +176,8 @@ class OperatorWorker:
                     self.live += 1
                     try:
                         await self.read_stream(op, stream, release)
+                        if self.cfg.reuse_connections and not (self.stopping or op.gone):
+                            spare = stream.detach()
                     finally:
                         self.live -= 1
                         op.stream = None
@@ -174,6 +185,8 @@ class OperatorWorker:
                     if not (self.stopping or op.gone):
                         self.counts["reconnects"] += 1
             finally:
+                if spare is not None:
+                    spare.close()
                 release()
 
     async def read_stream(self, op: Op, stream: SseStream, connected: Callable[[], None]) -> None:

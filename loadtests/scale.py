@@ -64,6 +64,7 @@ class ScaleConfig:
     drain_timeout: float = 0.0  # 0: offer_timeout + disconnect_grace + 15
     settle: float = 3.0  # pause after the ramp before the "after" RSS
     behaviour: dict[str, Any] = field(default_factory=dict)
+    reuse_connections: bool = True  # the next wait-sse on the last one's keep-alive connection
     secret: str = "loadtest-secret-0123456789abcdef0123456789"
     host: str = "127.0.0.1"
     queuetasks_cmd: str = ""  # override, with {host} {port} {secret} ... placeholders
@@ -554,6 +555,7 @@ async def run_target(target: str, cfg: ScaleConfig, log: Callable[[str], None]) 
             "prefix": f"w{i}-",
             "seed": i,
             "behaviour": cfg.behaviour,
+            "reuse_connections": cfg.reuse_connections,
         }
         for i in range(n_workers)
     ]
@@ -672,6 +674,9 @@ def parse_args(argv: list[str] | None = None) -> ScaleConfig:
     p.add_argument("--server-args", default="")
     p.add_argument("--out-dir", type=Path, default=d.out_dir)
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="open every wait-sse on a new connection (default: reuse the last "
+                        "stream's keep-alive connection, as a browser does)")
     a = p.parse_args(argv)
     return ScaleConfig(
         operators=a.operators,
@@ -693,6 +698,7 @@ def parse_args(argv: list[str] | None = None) -> ScaleConfig:
         server_args=a.server_args,
         out_dir=a.out_dir,
         plots=not a.no_plots,
+        reuse_connections=not a.no_reuse,
     )
 
 

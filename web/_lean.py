@@ -188,6 +188,10 @@ class LeanRoutes:
         except QueueTasksError as exc:
             await self._send_json(send, *error_parts(exc))
             return
+        except Exception:
+            log.exception("unexpected error on the lean path (wait-sse)")
+            await self._send_json(send, 500, envelope_json(None, error="internal error"), {})
+            return
         body = _sse.SseBody(stream, config.keepalive_interval, ext.drain, config.retry_ms)
         try:
             await send({"type": "http.response.start", "status": 200,
@@ -200,6 +204,9 @@ class LeanRoutes:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     gone = True
+                    # The tab leaves the engine in this step (a waiting operator leaves the
+                    # queue now), before the writer has even unwound.
+                    stream.close()
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch)

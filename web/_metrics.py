@@ -13,6 +13,7 @@ from queuetasks.engine import Engine, EngineEvent, EventKind
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300, 900, 3600)
+_GC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _OUTCOMES = {
     EventKind.ASSIGNED: "assigned",
     EventKind.REJECTED: "rejected",
@@ -54,6 +55,12 @@ class Metrics:
         self.time_to_assign = Histogram(
             "queuetasks_time_to_assign_seconds", "From add_task to assigned.",
             buckets=_BUCKETS, registry=self.registry)
+        self.gc_pause = Histogram(
+            "queuetasks_gc_pause_seconds",
+            "How long each garbage collection stopped the server, by generation.",
+            ["generation"], buckets=_GC_BUCKETS, registry=self.registry)
+        for generation in ("0", "1", "2"):
+            self.gc_pause.labels(generation)
         for outcome in ("offered", "claimed", *_OUTCOMES.values()):
             self.offers.labels(outcome)
         for event in ("added", "pushed", "cancelled", "delivered"):
@@ -71,6 +78,10 @@ class Metrics:
                 self.time_to_assign.observe(event.age)
         else:
             self.tasks.labels(kind.value).inc()
+
+    def observe_gc_pause(self, generation: int, seconds: float, collected: int) -> None:
+        """For ``GcPauses``: one collection's duration."""
+        self.gc_pause.labels(str(generation)).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,6 +30,8 @@ _OPTIONS: tuple[tuple[str, str, type, str], ...] = (
      "seconds for requests in flight on shutdown (default 5)"),
     ("--backlog", "backlog", int, "listen backlog (default 4096)"),
     ("--log-level", "log_level", str, "debug, info, warning (default info)"),
+    ("--gc-full-interval", "gc_full_interval", float,
+     "seconds between full garbage collections (default 600)"),
 )
 
 

@@ -10,6 +10,7 @@ parsed line by line as bytes arrive.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket as _stdsocket
 
 import trio
@@ -298,22 +299,24 @@ class Pool:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
     ) -> tuple[int, bytes]:
-        """One request; blocks until the whole response is read. Retries once on a stale socket."""
+        """One request; blocks until the whole response is read. An idle connection the server
+        has closed is dropped before use; a request that fails on a reused connection is sent
+        again only when repeating it is harmless (not ``POST``: the server may have acted on
+        it, and a second try would report a duplicate as 409 or 403)."""
         data = build_request(method, target, self.hostport, headers, body)
+        idempotent = method != "POST"
         for attempt in (0, 1):
-            reused = bool(self.idle) and attempt == 0
-            conn = (
-                self.idle.pop()
-                if reused
-                else Conn(await open_socket(self.host, self.port, self.source))
-            )
+            conn = self._idle_conn() if attempt == 0 else None
+            reused = conn is not None
+            if conn is None:
+                conn = Conn(await open_socket(self.host, self.port, self.source))
             try:
                 await send_all(conn.sock, data)
                 status, head = await conn.read_head()
                 payload = await conn.read_body(head, status)
             except (HttpError, OSError, trio.BrokenResourceError):
                 conn.close()
-                if reused and attempt == 0:
+                if reused and idempotent:
                     continue
                 raise
             except BaseException:
@@ -325,6 +328,17 @@ class Pool:
                 self.idle.append(conn)
             return status, payload
         raise HttpError("unreachable")
+
+    def _idle_conn(self) -> Conn | None:
+        """The most recent idle connection still open: an idle one that is readable has been
+        closed by the server (or sent what nobody asked for), so it is dropped."""
+        while self.idle:
+            conn = self.idle.pop()
+            readable, _, _ = select.select([conn.sock.fileno()], [], [], 0)
+            if not readable and not conn.buf:
+                return conn
+            conn.close()
+        return None
 
     def close(self) -> None:
         for conn in self.idle:

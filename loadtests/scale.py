@@ -517,8 +517,10 @@ class Run:
                     assigned_ok.setdefault(task_id, []).append(op_id)
             state_counts = Counter(s[0] for s in states.values())
             twice = [t for t, ops in assigned_ok.items() if len(ops) > 1]
+            # Each with what the server says (state, operator) and who got 200 on assign.
             mismatch = [
-                t for t, ops in assigned_ok.items() if t in states and states[t][1] not in ops
+                {"task": t, "server": states[t], "assign_200": ops}
+                for t, ops in assigned_ok.items() if t in states and states[t][1] not in ops
             ]
             lost = [t for t, s in states.items() if s[0] not in ("assigned", "pending", "offered")]
             never_offered = [t for t in states if t not in first]

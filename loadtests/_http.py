@@ -334,8 +334,11 @@ class Pool:
         closed by the server (or sent what nobody asked for), so it is dropped."""
         while self.idle:
             conn = self.idle.pop()
-            readable, _, _ = select.select([conn.sock.fileno()], [], [], 0)
-            if not readable and not conn.buf:
+            # poll, not select: a client process holds thousands of descriptors (select stops
+            # at 1,024).
+            poller = select.poll()
+            poller.register(conn.sock.fileno(), select.POLLIN)
+            if not poller.poll(0) and not conn.buf:
                 return conn
             conn.close()
         return None

@@ -65,8 +65,8 @@ class WebConfig:
     #: Freeze start-up objects and run the garbage collector on a clock instead of on
     #: allocation counts (``_gc.py``: bounded pauses with tens of thousands of streams).
     gc_tuning: bool = True
-    #: With ``gc_tuning``: seconds between full collections (each pauses the server for
-    #: about 0.1 s per 1,000 open streams; cyclic garbage that got old waits this long).
+    #: With ``gc_tuning``: seconds between full collections (each stopped the server for
+    #: 2.2-2.3 s at 19,000 streams; cyclic garbage that got old waits this long).
     gc_full_interval: float = 600.0
     log_level: str = "info"
 

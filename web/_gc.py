@@ -5,7 +5,7 @@ allocations *minus deallocations* pass a threshold. A server whose long-lived st
 replaced as fast as new ones appear (every keep-alive wait, every reconnect) keeps that count near
 zero while the young generations grow to hundreds of thousands of objects: at 19,000 streams,
 generation-0 and generation-1 collections held 0.3-1 million objects and stopped the whole server
-for 0.5-1.6 s, and a full collection over ~4 million objects for 2 s or more.
+for 0.5-1.6 s; a full collection there takes 2.2-2.3 s.
 
 So, with ``gc_tuning`` on, the standalone server turns automatic collection off and runs it from a
 trio task on a clock instead: generation 0 every ``young_interval`` (few objects each time),
